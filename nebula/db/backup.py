@@ -18,7 +18,9 @@ from nebula.errors import Conflict
 
 
 def backup_sync(
-    source: sqlite3.Connection, dest: Path, overwrite: bool = False
+    source: sqlite3.Connection,
+    dest: str | os.PathLike[str],
+    overwrite: bool = False,
 ) -> Path:
     """Copy ``source``'s database into a new file ``dest``; returns ``dest``.
 
