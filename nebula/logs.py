@@ -101,7 +101,8 @@ def _level_number(level: str) -> int:
         return LEVELS[level.lower()]
     except KeyError:
         expected = ", ".join(repr(name) for name in LEVELS)
-        raise ConfigError([f"log.level: expected one of {expected}, got {level!r}"])
+        problem = f"log.level: expected one of {expected}, got {level!r}"
+        raise ConfigError([problem]) from None
 
 
 def _is_terminal(stream: IO[str]) -> bool:

@@ -176,5 +176,5 @@ def test_quiet_logger_warnings_respect_a_stricter_level() -> None:
 
 
 def test_unknown_level_is_refused() -> None:
-    with pytest.raises(ConfigError, match="log.level: .*got 'loud'"):
+    with pytest.raises(ConfigError, match=r"log\.level: .*got 'loud'"):
         set_level("loud")
