@@ -162,7 +162,7 @@ def test_every_operation_and_channel_method_is_listed_once() -> None:
 def test_params_follow_the_attrs_fields_in_order() -> None:
     deploy = by_name(build())["containers.deploy"]
     assert [(p["name"], p["required"]) for p in deploy["params"]] == [
-        ("image", False),
+        ("image", True),
         ("ports", False),
     ]
     assert deploy["params"][0]["description"] == "Image reference."
