@@ -42,7 +42,7 @@ import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import attr
 import attrs
@@ -50,6 +50,27 @@ import cattrs
 import yaml
 
 from nebula.errors import ConfigError
+
+__all__ = [
+    "LIVE_KEYS",
+    "SECRET_KEYS",
+    "AuditConfig",
+    "AuthConfig",
+    "Config",
+    "ConfigChanges",
+    "ConfigError",
+    "DockerConfig",
+    "HeartbeatConfig",
+    "LogConfig",
+    "PluginsConfig",
+    "RpcConfig",
+    "ServerConfig",
+    "diff",
+    "live_changes",
+    "load_config",
+    "resolve_config_path",
+    "restart_changes",
+]
 
 MIB = 1024 * 1024
 
@@ -780,9 +801,25 @@ def diff(old: Config, new: Config) -> dict[str, tuple[Any, Any]]:
     return {k: (before[k], after[k]) for k in before if before[k] != after[k]}
 
 
-def live_changes(old: Config, new: Config) -> dict[str, tuple[Any, Any]]:
-    """The changes that SIGHUP applies without a restart (see :data:`LIVE_KEYS`)."""
-    return {k: v for k, v in diff(old, new).items() if k in LIVE_KEYS}
+class ConfigChanges(NamedTuple):
+    """What a reload changed, split by whether it applies live.
+
+    Unpacks as ``live, restart = live_changes(old, new)``; each maps a dotted
+    key to ``(old, new)``.
+    """
+
+    live: dict[str, tuple[Any, Any]]
+    restart: dict[str, tuple[Any, Any]]
+
+
+def live_changes(old: Config, new: Config) -> ConfigChanges:
+    """Split the changes into those SIGHUP applies now (:data:`LIVE_KEYS`) and
+    those that wait for a restart."""
+    changed = diff(old, new)
+    return ConfigChanges(
+        live={k: v for k, v in changed.items() if k in LIVE_KEYS},
+        restart={k: v for k, v in changed.items() if k not in LIVE_KEYS},
+    )
 
 
 def restart_changes(old: Config, new: Config) -> dict[str, tuple[Any, Any]]:

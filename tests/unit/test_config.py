@@ -464,14 +464,15 @@ def test_live_and_restart_changes_are_split() -> None:
             "NEBULA_LOG_FORMAT": "json",
         },
     )
-    assert live_changes(old, new) == {
+    live, restart = live_changes(old, new)
+    assert live == {
         "log.level": ("info", "debug"),
         "installer_token": (None, "t"),
         "cors_origins": ((), ("https://a.example",)),
     }
-    assert restart_changes(old, new) == {
+    assert restart == restart_changes(old, new)
+    assert restart == {
         "server.port": (8080, 9),
         "log.format": ("auto", "json"),
     }
-    assert live_changes(old, old) == {}
-    assert restart_changes(old, old) == {}
+    assert live_changes(old, old) == ({}, {})
