@@ -202,6 +202,8 @@ class Directory:
 
     async def roles_create(self, caller: Caller, params: RoleCreateParams) -> RoleView:
         principal = caller.require_principal()
+        roles.check_name(params.name)
+        roles.check_permissions(params.permissions)
         guards.check_grantable(
             principal, params.permissions, params.staff, what="create this role"
         )
@@ -211,6 +213,7 @@ class Directory:
     async def roles_update(self, caller: Caller, params: RoleUpdateParams) -> RoleView:
         """Change a custom role; every holder's credentials follow at once."""
         principal = caller.require_principal()
+        roles.check_permissions(params.permissions or [])
         now = self._ctx.clock()
 
         def update(conn: sqlite3.Connection) -> RoleView:

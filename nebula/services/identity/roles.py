@@ -79,8 +79,8 @@ def list_all(conn: sqlite3.Connection) -> list[RoleView]:
 
 
 def create(conn: sqlite3.Connection, params: RoleCreateParams, now: float) -> RoleView:
-    _check_name(params.name)
-    _check_permissions(params.permissions)
+    check_name(params.name)
+    check_permissions(params.permissions)
     if conn.execute("SELECT 1 FROM roles WHERE name = ?", (params.name,)).fetchone():
         raise Conflict(f"A role named {params.name!r} exists already.")
     conn.execute(
@@ -95,7 +95,7 @@ def create(conn: sqlite3.Connection, params: RoleCreateParams, now: float) -> Ro
 def update(conn: sqlite3.Connection, params: RoleUpdateParams, now: float) -> RoleView:
     _check_custom(conn, params.name, "changed")
     if params.permissions is not None:
-        _check_permissions(params.permissions)
+        check_permissions(params.permissions)
         _set_permissions(conn, params.name, params.permissions)
     if params.description is not None:
         conn.execute(
@@ -125,7 +125,7 @@ def _check_custom(conn: sqlite3.Connection, name: str, verb: str) -> None:
         raise Forbidden(f"The built-in role {name!r} cannot be {verb}.")
 
 
-def _check_name(name: str) -> None:
+def check_name(name: str) -> None:
     if not ROLE_NAME_RE.match(name):
         raise invalid(
             "$.name",
@@ -134,7 +134,7 @@ def _check_name(name: str) -> None:
         )
 
 
-def _check_permissions(wanted: list[str]) -> None:
+def check_permissions(wanted: list[str]) -> None:
     for index, name in enumerate(wanted):
         if name not in perms.CATALOGUE:
             raise invalid(
