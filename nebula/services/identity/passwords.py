@@ -57,7 +57,8 @@ class PasswordHasher:
         self._limiter = trio.CapacityLimiter(2)
         # Verified against when the username is unknown, so that the answer
         # takes as long as for a known user and does not reveal which exist.
-        self._dummy = self._hasher.hash("nebula-dummy-password")
+        # Made on first use: the admin CLI never needs it.
+        self._dummy: str | None = None
 
     @property
     def parameters(self) -> dict[str, int]:
@@ -72,6 +73,8 @@ class PasswordHasher:
 
     def verify_sync(self, stored: str | None, password: str) -> bool:
         """True when ``password`` matches ``stored``; None burns the same time."""
+        if self._dummy is None:
+            self._dummy = self._hasher.hash("nebula-dummy-password")
         try:
             return self._hasher.verify(stored or self._dummy, password) and bool(stored)
         except (VerificationError, InvalidHashError):
