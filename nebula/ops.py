@@ -13,7 +13,7 @@ This module knows no HTTP, WebSocket or JSON-RPC.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 import attrs
 
@@ -184,8 +184,11 @@ class Dispatcher:
         """Run a unary operation; returns its result unstructured to JSON."""
         try:
             authorize(op, caller)
+            if op.stream:
+                raise Bug(f"{op.name} is a stream; it cannot be invoked once")
             params = self.parse_params(op, raw_params)
-            result = await op.handler(caller, params)
+            handler = cast(Handler, op.handler)
+            result = await handler(caller, params)
         except NebulaError as exc:
             self._audit(op, caller, params=raw_params, outcome=exc.code)
             raise

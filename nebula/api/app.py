@@ -15,7 +15,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import attrs
 from quart import Response, g, request, websocket
@@ -102,7 +102,10 @@ def _view(ctx: ApiContext, route: Route) -> Callable[..., Awaitable[Response]]:
 
     async def view(**path_vars: Any) -> Response:
         if route.method in BODY_METHODS:
-            payload = decode_body(await request.get_data(cache=False))
+            body = await request.get_data(
+                cache=False, as_text=False, parse_form_data=False
+            )
+            payload = decode_body(body)
         else:
             payload = from_query(op.params, request.args.to_dict(flat=False))
         raw = merge(path_vars, payload)
@@ -327,6 +330,9 @@ def _rpc_view(ctx: ApiContext, handler: RpcHandler) -> Callable[[], Awaitable[No
             ctx.settings.trusted_proxies,
         )
         await websocket.accept()
-        await handler(websocket._get_current_object(), token, client)
+        # The channel outlives no request, but it wants the real object, not
+        # the context-local proxy, so that its tasks need no request context.
+        current = cast(Any, websocket)._get_current_object()
+        await handler(current, token, client)
 
     return rpc

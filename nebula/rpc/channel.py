@@ -72,18 +72,25 @@ class Disconnected(PeerError):
     code = "disconnected"
 
 
+_at_least_one = attrs.validators.ge(1)
+_positive = attrs.validators.gt(0.0)
+
+
 @attrs.frozen
 class ChannelLimits:
-    max_message_bytes: int = 1024 * 1024
-    max_batch: int = 50
-    max_in_flight: int = 32
-    auth_timeout_s: float = 5.0
-    queue_size: int = 256
-    max_subscriptions: int = 64
-    max_auth_failures: int = 3
-    recheck_interval_s: float = 30.0
-    send_timeout_s: float = 30.0
-    close_timeout_s: float = 5.0
+    """Per-connection limits; the first five come from ``cfg.rpc``."""
+
+    max_message_bytes: int = attrs.field(default=1024 * 1024, validator=_at_least_one)
+    max_batch: int = attrs.field(default=50, validator=_at_least_one)
+    max_in_flight: int = attrs.field(default=32, validator=_at_least_one)
+    auth_timeout_s: float = attrs.field(default=5.0, validator=_positive)
+    queue_size: int = attrs.field(default=256, validator=_at_least_one)
+    max_subscriptions: int = attrs.field(default=64, validator=_at_least_one)
+    max_auth_failures: int = attrs.field(default=3, validator=_at_least_one)
+    #: How often a connection's credential is checked when it makes no calls.
+    recheck_interval_s: float = attrs.field(default=30.0, validator=_positive)
+    send_timeout_s: float = attrs.field(default=30.0, validator=_positive)
+    close_timeout_s: float = attrs.field(default=5.0, validator=_positive)
 
     @classmethod
     def from_config(cls, rpc: Any) -> ChannelLimits:

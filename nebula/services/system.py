@@ -53,7 +53,8 @@ class Status:
     stopping: bool
     uptime_s: float
     services: list[ServiceReport]
-    components: dict[str, dict[str, Any]]
+    #: Each component's ``statistics()``, by component name.
+    components: dict[str, Any]
 
 
 @attrs.define
