@@ -70,8 +70,9 @@ apt_install() {
 
     log "apt-get install $*"
     # stdout to stderr: callers capture this script's functions' stdout.
+    # 9>&-: a package script may start a service; it must not inherit the lock.
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-        --no-install-recommends "$@" >&2
+        --no-install-recommends "$@" >&2 9>&-
 }
 
 install_engine_packages() {
@@ -105,7 +106,7 @@ start_engine() {
         # A systemd host: the docker.io package ships a unit; let systemd own
         # the daemon rather than leaving an orphan beside it.
         log "starting docker.service through systemd"
-        systemctl start docker.service
+        systemctl start docker.service 9>&-
         return
     fi
 
@@ -129,7 +130,9 @@ start_engine() {
     log "starting dockerd in the background, log in $dockerd_log"
     # setsid + nohup: the engine must outlive this script and the shell (and
     # CI step) that ran it, and must not receive that shell's SIGHUP/SIGINT.
-    setsid nohup dockerd >>"$dockerd_log" 2>&1 </dev/null &
+    # 9>&-: fd 9 holds this script's lock; an engine that inherited it would
+    # hold the lock for its whole life and every later run would time out.
+    setsid nohup dockerd >>"$dockerd_log" 2>&1 </dev/null 9>&- &
     dockerd_pid=$!
     log "dockerd pid $dockerd_pid"
 }
