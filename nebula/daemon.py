@@ -54,6 +54,13 @@ def run(config: Config, config_path: str | None) -> int:
 
 async def serve_daemon(config: Config, config_path: str | None) -> int:
     notifier = Notifier.from_environ(os.environ)
+    try:
+        return await _serve(config, config_path, notifier)
+    finally:
+        notifier.close()
+
+
+async def _serve(config: Config, config_path: str | None, notifier: Notifier) -> int:
     async with open_runtime(config, notifier) as runtime:
         app = build_app(runtime)
         api = ApiServer(
