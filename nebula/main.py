@@ -51,13 +51,7 @@ def build_app(runtime: Runtime) -> App:
         session_ttl_s=config.auth.session_ttl_s,
     )
     connections = ConnectionSet()
-    limits = ChannelLimits(
-        max_message_bytes=config.rpc.max_message_bytes,
-        max_batch=config.rpc.max_batch,
-        max_in_flight=config.rpc.max_in_flight,
-        auth_timeout_s=config.rpc.auth_timeout_s,
-        queue_size=config.rpc.queue_size,
-    )
+    limits = ChannelLimits.from_config(config.rpc)
 
     async def rpc_handler(ws: Any, bearer: str | None, client: str | None) -> None:
         await serve_channel(

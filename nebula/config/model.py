@@ -75,6 +75,9 @@ class RpcConfig:
     max_in_flight: int = setting(32, integer(1), "Concurrent calls per connection.")
     auth_timeout_s: float = setting(5.0, seconds(), "Time allowed to authenticate.")
     queue_size: int = setting(256, integer(1), "Outbound queue per connection.")
+    recheck_interval_s: float = setting(
+        30.0, seconds(), "How often an idle connection's credential is re-checked."
+    )
 
 
 @attrs.frozen

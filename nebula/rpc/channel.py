@@ -9,14 +9,15 @@ away or the channel closes the socket.
 Behaviour, as clients see it:
 
 - Authentication: the bearer token of the upgrade request, or a call
-  ``session.authenticate {"token": ...}``. Until then only public methods
-  (``rpc.discover``, ``session.authenticate`` and operations with permission
-  ``public``) answer; others get -32001 ``unauthenticated``. A connection
+  ``session.authenticate {"token": ...}``. Until then only
+  ``rpc.discover``, ``session.authenticate`` and ``system.ping`` answer;
+  others get -32001 ``unauthenticated``. A connection
   not authenticated within ``auth_timeout_s``, or after
   ``max_auth_failures`` bad tokens, is closed with 1008.
 - The credential is checked again before every call and every
   ``recheck_interval_s``; once it is revoked the call gets -32001 and the
-  socket is closed with 1008.
+  socket is closed with 1008. A stream whose permission the credential has
+  lost (a role change) ends with ``rpc.subscription_ended`` (forbidden).
 - Calls of one connection run concurrently, at most ``max_in_flight`` at
   once. Past that the channel stops reading the socket until a call ends:
   backpressure rather than a "too many requests" error, so that a client
@@ -41,7 +42,14 @@ import attrs
 import trio
 
 from nebula import ops, schema
-from nebula.errors import Bug, NebulaError, NotFound, PeerError, Unauthenticated
+from nebula.errors import (
+    Bug,
+    Forbidden,
+    NebulaError,
+    NotFound,
+    PeerError,
+    Unauthenticated,
+)
 from nebula.rpc import engine, methods, openrpc
 from nebula.rpc.connections import CLOSE_GOING_AWAY, ConnectionSet
 from nebula.rpc.outbox import Close, Counters, Outbox, Subscription
@@ -78,7 +86,7 @@ _positive = attrs.validators.gt(0.0)
 
 @attrs.frozen
 class ChannelLimits:
-    """Per-connection limits; the first five come from ``cfg.rpc``."""
+    """Per-connection limits; the first five and the recheck come from ``cfg.rpc``."""
 
     max_message_bytes: int = attrs.field(default=1024 * 1024, validator=_at_least_one)
     max_batch: int = attrs.field(default=50, validator=_at_least_one)
@@ -101,6 +109,7 @@ class ChannelLimits:
             max_in_flight=rpc.max_in_flight,
             auth_timeout_s=rpc.auth_timeout_s,
             queue_size=rpc.queue_size,
+            recheck_interval_s=rpc.recheck_interval_s,
         )
 
 
@@ -341,6 +350,7 @@ class _Connection:
             exchange.close_after = Close(CLOSE_POLICY_VIOLATION, "credentials revoked")
             raise Unauthenticated("The credentials of this connection were revoked.")
         self._principal = principal
+        await self._end_forbidden_streams(principal)
         return principal
 
     async def _guard_credentials(self) -> None:
@@ -356,10 +366,36 @@ class _Connection:
             await trio.sleep(self._limits.recheck_interval_s)
             if self._token is None:
                 return
-            if await self._check_credentials(self._token) is None:
+            principal = await self._check_credentials(self._token)
+            if principal is None:
                 self._revoke()
                 await self.close(CLOSE_POLICY_VIOLATION, "credentials revoked")
                 return
+            self._principal = principal
+            await self._end_forbidden_streams(principal)
+
+    async def _end_forbidden_streams(self, principal: ops.Principal) -> None:
+        """End, with a notice, the streams whose permission ``principal`` has
+        lost: a role change narrows a live credential, and a stream was only
+        authorized when it began."""
+        for subscription in list(self._subscriptions.values()):
+            op = self._dispatcher.registry.get(subscription.operation)
+            if op is None or principal.can(op.permission):
+                continue
+            del self._subscriptions[subscription.id]
+            subscription.end()
+            lost = Forbidden(
+                f"This stream needs the {op.permission!r} permission, "
+                "which this connection no longer holds.",
+                details={"permission": op.permission},
+            )
+            ended = {
+                "subscription": subscription.id,
+                "error": engine.error_object(lost),
+            }
+            await self._outbox.put(
+                engine.notification(methods.SUBSCRIPTION_ENDED, ended)
+            )
 
     # -- calls ----------------------------------------------------------------
 
@@ -407,6 +443,10 @@ class _Connection:
             return await self._authenticate(call.params, exchange)
 
         principal = await self._current_principal(exchange)
+        if principal is None and call.method not in methods.BEFORE_AUTHENTICATION:
+            raise Unauthenticated(
+                "Authenticate this connection first (session.authenticate)."
+            )
         caller = ops.Caller(principal, "rpc", request_id, self._client_addr)
         op = self._dispatcher.registry.get(call.method)
         if op is not None and op.stream:

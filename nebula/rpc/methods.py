@@ -34,6 +34,10 @@ AUTHENTICATE: Final = "session.authenticate"
 OVERFLOW: Final = "rpc.overflow"
 SUBSCRIPTION_ENDED: Final = "rpc.subscription_ended"
 SUBSCRIBE_SUFFIX: Final = ".subscribe"
+#: All that a connection may call before it authenticates (DESIGN.md). The
+#: other public operations, such as ``auth.login``, are for REST; here they
+#: answer only once the connection has authenticated.
+BEFORE_AUTHENTICATION: Final = frozenset({DISCOVER, AUTHENTICATE, "system.ping"})
 
 
 @attrs.frozen

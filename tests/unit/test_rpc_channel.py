@@ -385,6 +385,44 @@ async def test_revocation_closes_a_connection_that_only_listens() -> None:
         assert setup.world.stream_cancelled == 1
 
 
+@pytest.mark.anyio
+async def test_a_narrowed_credential_ends_the_streams_it_no_longer_allows() -> None:
+    """A role change that takes a stream's permission ends that stream with
+    a forbidden notice at the next call; the connection and its other
+    rights stay."""
+    setup = Setup()
+    async with open_client(setup) as ws:
+        sub = (await ws.call("ticks.subscribe", [0]))["result"]["subscription"]
+        setup.credentials.valid["alice-token"] = attrs.evolve(
+            ALICE, permissions=frozenset({"math.use"})
+        )
+        # The check before the call ends the stream, so its notice comes first.
+        ended = await ws.call("math.subtract", [3, 1], call_id=2)
+        assert (await ws.next())["result"] == 2
+        assert ended["method"] == "rpc.subscription_ended"
+        assert ended["params"]["subscription"] == sub
+        assert ended["params"]["error"]["data"]["code"] == "forbidden"
+        await trio.testing.wait_all_tasks_blocked()
+        assert setup.world.stream_cancelled == 1
+        assert setup.connections.statistics().subscriptions == 0
+        assert not ws.closed.is_set()
+
+
+@virtual_time()
+@pytest.mark.anyio
+async def test_a_listening_connection_learns_of_narrowing_at_the_recheck() -> None:
+    setup = Setup()
+    async with open_client(setup) as ws:
+        await ws.call("ticks.subscribe", [0])
+        setup.credentials.valid["alice-token"] = attrs.evolve(
+            ALICE, permissions=frozenset()
+        )
+        ended = await ws.next()
+        assert ended["method"] == "rpc.subscription_ended"
+        assert trio.current_time() <= LIMITS.recheck_interval_s
+        assert not ws.closed.is_set()
+
+
 # -- calls --------------------------------------------------------------------
 
 
