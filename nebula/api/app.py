@@ -213,6 +213,11 @@ def _http_error(exc: HTTPException) -> Response:
     )
     if "allow" in details:
         response.headers["Allow"] = ", ".join(details["allow"])
+    if status == 413:
+        # The rest of the body is still unread on the connection, so the
+        # server drops it after answering; saying so keeps the client from
+        # sending its next request on a connection that is going away.
+        response.headers["Connection"] = "close"
     return response
 
 
