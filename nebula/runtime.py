@@ -76,12 +76,14 @@ async def open_runtime(config: Config, notifier: Notifier) -> AsyncIterator[Runt
     Path(config.data_dir).mkdir(parents=True, exist_ok=True, mode=0o700)  # noqa: ASYNC240
     db = await Database.open(database_path(config.data_dir))
     try:
-        yield _build(config, notifier, db)
+        yield build_runtime(config, notifier, db)
     finally:
         await db.aclose()
 
 
-def _build(config: Config, notifier: Notifier, db: Database) -> Runtime:
+def build_runtime(config: Config, notifier: Notifier, db: Database) -> Runtime:
+    """Every service on an open ``db``, registered; does no I/O itself, so the
+    registry can be built (for documents and tests) without touching ``db``."""
     bus = EventBus()
     audit = AuditLog(
         db,

@@ -17,10 +17,11 @@ import trio
 import trio.testing
 from quart import websocket
 from quart_trio import QuartTrio
-from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
+from trio_websocket import open_websocket_url
 
 from nebula import ops
 from nebula.rpc import ChannelLimits, ConnectionSet, serve_channel
+from tests.integration.rpc_client import call, closed_with
 
 ALICE = ops.Principal(
     credential="api_token", username="alice", permissions=frozenset({"*"})
@@ -121,16 +122,6 @@ async def serve_app() -> AsyncIterator[Server]:
         server_nursery.cancel_scope.cancel()
 
 
-async def call(
-    ws: WebSocketConnection, method: str, params: Any = None, call_id: int = 1
-) -> Any:
-    request = {"jsonrpc": "2.0", "method": method, "id": call_id}
-    if params is not None:
-        request["params"] = params
-    await ws.send_message(json.dumps(request))
-    return json.loads(await ws.get_message())
-
-
 BEARER = [(b"Authorization", b"Bearer alice-token")]
 
 
@@ -166,22 +157,6 @@ async def test_browser_style_authentication_with_a_first_call() -> None:
             reply = await call(ws, "session.authenticate", ["alice-token"])
             assert reply["result"]["username"] == "alice"
             assert (await call(ws, "math.subtract", [1, 1]))["result"] == 0
-
-
-async def closed_with(ws: WebSocketConnection) -> int:
-    """Wait for the server to close ``ws``; the close code it sent.
-
-    trio-websocket's client does not close its TCP stream when the server's
-    FIN arrives after the close handshake (its reader stops without closing
-    it, and ``aclose`` then sees a closed socket and does nothing), so the
-    test closes the transport itself rather than leak the socket.
-    """
-    with pytest.raises(ConnectionClosed) as closed:
-        await ws.get_message()
-    await ws._stream.aclose()
-    code = closed.value.reason.code
-    assert isinstance(code, int)
-    return code
 
 
 @pytest.mark.anyio
