@@ -109,8 +109,11 @@ def main() -> None:
     port = int(os.environ.get("NEBULA_PORT", "0"))
 
     # Bind here rather than in uvicorn: with port 0 only the socket knows
-    # which port it got, and the contract is to write it down.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # which port it got, and the contract is to write it down. The protocol
+    # is named: asyncio sets TCP_NODELAY on accepted sockets only when
+    # proto is IPPROTO_TCP, and without it uvicorn's separate writes of head
+    # and body wait out the peer's delayed ACK (about 40 ms per response).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(1024)
