@@ -1,4 +1,4 @@
-"""``python -m bench [rest|rpc|idle|all] [options]``: run benchmarks.
+"""``python -m bench [rest|rpc|idle|identity|all] [options]``: run benchmarks.
 
 With no name, or ``all``, every benchmark runs with its defaults, one after
 another; options are passed to a single named benchmark.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("rest", "rpc", "idle")
+BENCHMARKS = ("rest", "rpc", "idle", "identity")
 
 
 def main(argv: list[str]) -> int:

@@ -62,14 +62,21 @@ def running_server(name: str, command: Sequence[str]) -> Iterator[Server]:
     """Start ``command`` under the start-up contract; stop it on exit.
 
     Per-request logging is turned down to warnings for every server, so that
-    neither side pays for access logs the other does not write.
+    neither side pays for access logs the other does not write. ``NEBULA_*``
+    variables of the calling environment are not passed on: a developer's
+    cheap KDF settings, say, would falsify the figures.
     """
     token = secrets.token_urlsafe(24)
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
         data_dir = Path(tmp)
         log_path = data_dir / "server.log"
+        inherited = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("NEBULA_", "NOTIFY_SOCKET", "WATCHDOG_"))
+        }
         env = {
-            **os.environ,
+            **inherited,
             "NEBULA_PORT": "0",
             "NEBULA_DATA_DIR": str(data_dir),
             "NEBULA_INSTALLER_TOKEN": token,
