@@ -25,6 +25,8 @@ from nebula.errors import (
 )
 from nebula.ops import Caller, Dispatcher, Principal, Registry
 from nebula.services.identity import INSTALLER, IdentityService, totp
+from nebula.services.identity import users as identity_users
+from nebula.services.identity.types import UserListParams
 
 T = TypeVar("T")
 
@@ -575,6 +577,40 @@ async def test_users_list_filters_and_pages(env: Env, admin: str) -> None:
     assert [u["username"] for u in page["items"]] == ["albert", "bob"]
     with pytest.raises(InvalidInput):
         await env.call("users.list", admin, {"limit": 0})
+
+
+@pytest.mark.anyio
+async def test_users_list_matches_users_get_in_a_fixed_number_of_queries(
+    env: Env, admin: str
+) -> None:
+    """Each listed user reads as users.get does (roles, staff from a custom
+    role), and the page costs the same few queries however many it holds."""
+    await env.call(
+        "roles.create", admin, {"name": "ops", "permissions": [], "staff": True}
+    )
+    await env.make_user(admin, "alice", ["user", "ops"])
+    await env.make_user(admin, "bob", [])
+    for n in range(6):
+        await env.make_user(admin, f"user{n}")
+
+    page = await env.call("users.list", admin, {})
+    singles = [
+        await env.call("users.get", admin, {"id": u["id"]}) for u in page["items"]
+    ]
+    assert page["items"] == singles
+    staff = {u["username"]: u["staff"] for u in page["items"]}
+    assert (staff["root"], staff["alice"], staff["bob"]) == (True, True, False)
+
+    def statements_of_page(conn: sqlite3.Connection) -> list[str]:
+        seen: list[str] = []
+        conn.set_trace_callback(seen.append)
+        try:
+            identity_users.page(conn, UserListParams())
+        finally:
+            conn.set_trace_callback(None)
+        return seen
+
+    assert len(await env.store.db.read(statements_of_page)) <= 4
 
 
 @pytest.mark.anyio

@@ -18,6 +18,16 @@ from nebula.services.identity.types import RoleCreateParams, RoleUpdateParams, R
 ROLE_NAME_RE = re.compile(r"^[a-z][a-z0-9_.-]{1,31}$")
 
 
+def staff_names(conn: sqlite3.Connection) -> frozenset[str]:
+    """Every role, built-in or custom, that carries the staff flag."""
+    custom = {
+        row[0]
+        for row in conn.execute("SELECT name FROM roles WHERE staff AND NOT builtin")
+    }
+    builtin = {name for name, role in perms.BUILTIN_ROLES.items() if role.staff}
+    return frozenset(custom | builtin)
+
+
 def resolve(
     conn: sqlite3.Connection, names: Iterable[str]
 ) -> tuple[frozenset[str], bool]:
