@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -163,8 +163,67 @@ def percentile(sorted_values: Sequence[float], fraction: float) -> float:
 
 
 def ratio(value: float, baseline: float) -> float | None:
-    """value / baseline, or None when the baseline is zero."""
-    return value / baseline if baseline else None
+    """value / baseline to three places, or None when the baseline is zero."""
+    return round(value / baseline, 3) if baseline else None
+
+
+#: The figures a load result is compared on; the rate key comes first.
+FIGURE_KEYS = ("p50_ms", "p99_ms", "server_cpu_ms_per_1k")
+
+
+def measure_load(
+    server: Server, load: Callable[[int], Any], *, warmup: int, count: int
+) -> dict[str, Any]:
+    """``load(warmup)``, then ``load(count)``: the second's result as a dict
+    with the server's CPU time per 1 000 completed requests or calls."""
+    load(warmup)
+    cpu_before_s = cpu_seconds(server.pid)
+    result = load(count)
+    cpu_used_s = cpu_seconds(server.pid) - cpu_before_s
+    cpu_ms_per_1k = cpu_used_s * 1e6 / result.completed if result.completed else 0.0
+    return {**attrs.asdict(result), "server_cpu_ms_per_1k": round(cpu_ms_per_1k, 1)}
+
+
+def compare_to_baseline(
+    results: Mapping[str, Mapping[str, Any]], cases: Iterable[str], rate_key: str
+) -> dict[str, dict[str, float | None]]:
+    """nebula/baseline of each figure, for each case measured on both as
+    ``<case>/nebula`` and ``<case>/baseline``."""
+    keys = (rate_key, *FIGURE_KEYS)
+    ratios = {}
+    for case in cases:
+        neb, base = results[f"{case}/nebula"], results[f"{case}/baseline"]
+        ratios[case] = {k: ratio(neb[k], base[k]) for k in keys}
+    return ratios
+
+
+def print_figures(
+    results: Mapping[str, Mapping[str, Any]],
+    ratios: Mapping[str, Mapping[str, float | None]],
+    *,
+    case: str,
+    rate: tuple[str, str],
+    against: str = "nebula/baseline",
+) -> None:
+    """The results table, then the ratios table (when there are ratios).
+
+    ``rate`` is the rate figure's key and column label (``requests_per_s``,
+    ``req/s``); ``case`` labels the first column.
+    """
+    rate_key, rate_label = rate
+    keys = (rate_key, *FIGURE_KEYS)
+    headers = [case, rate_label, "p50 ms", "p99 ms", "cpu ms/1k", "errors"]
+    rows = [[name, *(r[k] for k in keys), r["errors"]] for name, r in results.items()]
+    print()
+    print_table(headers, rows)
+    if not ratios:
+        return
+    print(f"\n{against} ({rate_label}: higher is better; the rest: lower is better)")
+    ratio_rows = [
+        [name, *(fmt_ratio(figures[k]) for k in keys)]
+        for name, figures in ratios.items()
+    ]
+    print_table([case.split("/")[0], rate_label, "p50", "p99", "cpu/1k"], ratio_rows)
 
 
 def fmt_ratio(value: float | None) -> str:

@@ -39,17 +39,18 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import argon2
-import attrs
 
 from bench import audit_burst
 from bench.common import (
+    FIGURE_KEYS,
     NEBULA_COMMAND,
     START_DEADLINE_S,
     BenchError,
     Server,
-    cpu_seconds,
     fmt_ratio,
+    measure_load,
     percentile,
+    print_figures,
     print_table,
     ratio,
     running_server,
@@ -60,7 +61,7 @@ from bench.loadgen import run_load
 HTTP_TIMEOUT_S = 30.0
 ADMIN = {"username": "admin", "password": "correct-horse-battery-1"}
 USER_PASSWORD = "staple-paper-clip-2"
-RATIO_KEYS = ("requests_per_s", "p50_ms", "p99_ms", "server_cpu_ms_per_1k")
+RATIO_KEYS = ("requests_per_s", *FIGURE_KEYS)
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -202,12 +203,7 @@ def _load(
             )
         )
 
-    run(args.warmup)
-    cpu_before_s = cpu_seconds(server.pid)
-    result = run(args.requests)
-    cpu_used_s = cpu_seconds(server.pid) - cpu_before_s
-    cpu_ms_per_1k = cpu_used_s * 1e6 / result.completed if result.completed else 0.0
-    return {**attrs.asdict(result), "server_cpu_ms_per_1k": round(cpu_ms_per_1k, 1)}
+    return measure_load(server, run, warmup=args.warmup, count=args.requests)
 
 
 def measure_reads(
@@ -230,7 +226,7 @@ def measure_reads(
         for key in RATIO_KEYS
     }
     ratios = {
-        name: {k: _round(ratio(results[name][k], baseline[k])) for k in RATIO_KEYS}
+        name: {k: ratio(results[name][k], baseline[k]) for k in RATIO_KEYS}
         for name in ("users", "me")
     }
     return {"results": results, "health_mean": baseline, "ratios": ratios}
@@ -273,15 +269,11 @@ def measure_login(
         "login_p50_ms": round(login_p50_ms, 1),
         "login_max_ms": round(max(login_s) * 1000, 1),
         "kdf_verify_p50_ms": round(kdf_p50_ms, 1),
-        "ratio": _round(ratio(login_p50_ms, kdf_p50_ms)),
+        "ratio": ratio(login_p50_ms, kdf_p50_ms),
     }
 
 
 # -- report --------------------------------------------------------------------
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)
 
 
 def _audit_overhead_percent(audit: dict[str, Any]) -> float:
@@ -294,26 +286,13 @@ def report(
     login: dict[str, Any],
     audit: dict[str, Any],
 ) -> None:
-    headers = ["GET", "req/s", "p50 ms", "p99 ms", "cpu ms/1k", "errors"]
-    rows = [
-        [
-            name,
-            r["requests_per_s"],
-            r["p50_ms"],
-            r["p99_ms"],
-            r["server_cpu_ms_per_1k"],
-            r["errors"],
-        ]
-        for name, r in reads["results"].items()
-    ]
-    print()
-    print_table(headers, rows)
-    print("\nauthenticated/health (req/s: higher is better; the rest: lower is better)")
-    ratio_rows = [
-        [name] + [fmt_ratio(figures[k]) for k in RATIO_KEYS]
-        for name, figures in reads["ratios"].items()
-    ]
-    print_table(["GET", "req/s", "p50", "p99", "cpu/1k"], ratio_rows)
+    print_figures(
+        reads["results"],
+        reads["ratios"],
+        case="GET",
+        rate=("requests_per_s", "req/s"),
+        against="authenticated/health",
+    )
 
     print(f"\nlogin, argon2id {dict(argon2_params)}:")
     print(

@@ -157,7 +157,7 @@ def main(argv: Sequence[str]) -> int:
     neb = results["nebula"]
     ratios = {
         baseline: {
-            key: _round(ratio(neb[key], results[baseline][key]))
+            key: ratio(neb[key], results[baseline][key])
             for key in ("cpu_percent", "rss_peak_mib")
         }
         for baseline in ("trio", "fastapi")
@@ -175,10 +175,6 @@ def main(argv: Sequence[str]) -> int:
     )
     print(f"\nresults written to {path}")
     return 0
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 2)
 
 
 def report(

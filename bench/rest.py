@@ -18,16 +18,13 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import Any
 
-import attrs
-
 from bench.common import (
     BASELINE_COMMAND,
     NEBULA_COMMAND,
     Server,
-    cpu_seconds,
-    fmt_ratio,
-    print_table,
-    ratio,
+    compare_to_baseline,
+    measure_load,
+    print_figures,
     running_server,
     write_results,
 )
@@ -35,6 +32,8 @@ from bench.loadgen import LoadResult, run_load
 
 ENDPOINTS = (("health", "/system/health", False), ("status", "/system/status", True))
 COMMANDS = {"baseline": BASELINE_COMMAND, "nebula": NEBULA_COMMAND}
+#: The rate figure's result key and column label.
+RATE = ("requests_per_s", "req/s")
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -70,12 +69,7 @@ def measure(
             )
         )
 
-    load(args.warmup)
-    cpu_before_s = cpu_seconds(server.pid)
-    result = load(args.requests)
-    cpu_used_s = cpu_seconds(server.pid) - cpu_before_s
-    cpu_ms_per_1k = cpu_used_s * 1e6 / result.completed if result.completed else 0.0
-    return {**attrs.asdict(result), "server_cpu_ms_per_1k": round(cpu_ms_per_1k, 1)}
+    return measure_load(server, load, warmup=args.warmup, count=args.requests)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -93,56 +87,16 @@ def main(argv: Sequence[str]) -> int:
                 print(f"rest: {endpoint} on {name} ...", flush=True)
                 results[f"{endpoint}/{name}"] = measure(server, path, auth, args)
 
-    ratios = compare(results) if {"baseline", "nebula"} <= set(targets) else {}
-    report(results, ratios)
-    path = write_results(
+    both = {"baseline", "nebula"} <= set(targets)
+    cases = [endpoint for endpoint, _, _ in ENDPOINTS]
+    ratios = compare_to_baseline(results, cases, RATE[0]) if both else {}
+    print_figures(results, ratios, case="endpoint/server", rate=RATE)
+    written = write_results(
         "rest", {"parameters": vars(args), "results": results, "ratios": ratios}
     )
-    print(f"\nresults written to {path}")
+    print(f"\nresults written to {written}")
     failed = [key for key, r in results.items() if r["errors"]]
     if failed:
         print(f"FAILED: non-200 responses or transport errors in {', '.join(failed)}")
         return 1
     return 0
-
-
-RATIO_KEYS = ("requests_per_s", "p50_ms", "p99_ms", "server_cpu_ms_per_1k")
-
-
-def compare(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, float | None]]:
-    """nebula/baseline for each endpoint and figure."""
-    ratios = {}
-    for endpoint, _, _ in ENDPOINTS:
-        neb, base = results[f"{endpoint}/nebula"], results[f"{endpoint}/baseline"]
-        ratios[endpoint] = {k: _round(ratio(neb[k], base[k])) for k in RATIO_KEYS}
-    return ratios
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)
-
-
-def report(
-    results: dict[str, dict[str, Any]], ratios: dict[str, dict[str, float | None]]
-) -> None:
-    headers = ["endpoint/server", "req/s", "p50 ms", "p99 ms", "cpu ms/1k", "errors"]
-    rows = [
-        [
-            key,
-            r["requests_per_s"],
-            r["p50_ms"],
-            r["p99_ms"],
-            r["server_cpu_ms_per_1k"],
-            r["errors"],
-        ]
-        for key, r in results.items()
-    ]
-    print()
-    print_table(headers, rows)
-    if ratios:
-        print("\nnebula/baseline (req/s: higher is better; the rest: lower is better)")
-        ratio_rows = [
-            [endpoint] + [fmt_ratio(figures[k]) for k in RATIO_KEYS]
-            for endpoint, figures in ratios.items()
-        ]
-        print_table(["endpoint", "req/s", "p50", "p99", "cpu/1k"], ratio_rows)

@@ -27,23 +27,21 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import Any
 
-import attrs
-
 from bench.common import (
     BASELINE_COMMAND,
     NEBULA_COMMAND,
     Server,
-    cpu_seconds,
-    fmt_ratio,
-    print_table,
-    ratio,
+    compare_to_baseline,
+    measure_load,
+    print_figures,
     running_server,
     write_results,
 )
 from bench.wsload import RpcResult, run_rpc_load
 
 COMMANDS = {"baseline": BASELINE_COMMAND, "nebula": NEBULA_COMMAND}
-RATIO_KEYS = ("calls_per_s", "p50_ms", "p99_ms", "server_cpu_ms_per_1k")
+#: The rate figure's result key and column label.
+RATE = ("calls_per_s", "calls/s")
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -82,12 +80,7 @@ def measure(server: Server, in_flight: int, args: argparse.Namespace) -> dict[st
             )
         )
 
-    load(args.warmup)
-    cpu_before_s = cpu_seconds(server.pid)
-    result = load(args.calls)
-    cpu_used_s = cpu_seconds(server.pid) - cpu_before_s
-    cpu_ms_per_1k = cpu_used_s * 1e6 / result.completed if result.completed else 0.0
-    return {**attrs.asdict(result), "server_cpu_ms_per_1k": round(cpu_ms_per_1k, 1)}
+    return measure_load(server, load, warmup=args.warmup, count=args.calls)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -105,57 +98,16 @@ def main(argv: Sequence[str]) -> int:
                 print(f"rpc: {shape} ({in_flight} in flight) on {name} ...", flush=True)
                 results[f"{shape}/{name}"] = measure(server, in_flight, args)
 
-    ratios = compare(results, args) if {"baseline", "nebula"} <= set(targets) else {}
-    report(results, ratios)
-    path = write_results(
+    both = {"baseline", "nebula"} <= set(targets)
+    cases = [shape for shape, _ in shapes(args)]
+    ratios = compare_to_baseline(results, cases, RATE[0]) if both else {}
+    print_figures(results, ratios, case="shape/server", rate=RATE)
+    written = write_results(
         "rpc", {"parameters": vars(args), "results": results, "ratios": ratios}
     )
-    print(f"\nresults written to {path}")
+    print(f"\nresults written to {written}")
     failed = [key for key, r in results.items() if r["errors"]]
     if failed:
         print(f"FAILED: error replies in {', '.join(failed)}")
         return 1
     return 0
-
-
-def compare(
-    results: dict[str, dict[str, Any]], args: argparse.Namespace
-) -> dict[str, dict[str, float | None]]:
-    """nebula/baseline for each load shape and figure."""
-    ratios = {}
-    for shape, _ in shapes(args):
-        neb, base = results[f"{shape}/nebula"], results[f"{shape}/baseline"]
-        ratios[shape] = {k: _round(ratio(neb[k], base[k])) for k in RATIO_KEYS}
-    return ratios
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)
-
-
-def report(
-    results: dict[str, dict[str, Any]], ratios: dict[str, dict[str, float | None]]
-) -> None:
-    headers = ["shape/server", "calls/s", "p50 ms", "p99 ms", "cpu ms/1k", "errors"]
-    rows = [
-        [
-            key,
-            r["calls_per_s"],
-            r["p50_ms"],
-            r["p99_ms"],
-            r["server_cpu_ms_per_1k"],
-            r["errors"],
-        ]
-        for key, r in results.items()
-    ]
-    print()
-    print_table(headers, rows)
-    if ratios:
-        print(
-            "\nnebula/baseline (calls/s: higher is better; the rest: lower is better)"
-        )
-        ratio_rows = [
-            [shape] + [fmt_ratio(figures[k]) for k in RATIO_KEYS]
-            for shape, figures in ratios.items()
-        ]
-        print_table(["shape", "calls/s", "p50", "p99", "cpu/1k"], ratio_rows)
