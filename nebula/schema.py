@@ -70,6 +70,12 @@ def _flatten(exc: BaseException, path: str) -> list[dict[str, str]]:
         return found
     if isinstance(exc, KeyError):
         return [{"path": path, "message": "required field is missing"}]
+    if isinstance(exc, InvalidInput):
+        # From a field validator (nebula.schema.invalid), which names its
+        # field's path from the params' root.
+        return list(exc.details.get("errors", [])) or [
+            {"path": path, "message": exc.message}
+        ]
     return [{"path": path, "message": str(exc) or type(exc).__name__}]
 
 

@@ -13,16 +13,24 @@ from typing import Any
 
 import attrs
 
-from nebula.bus import EventBus
+from nebula.bus import EventBus, parse_pattern
+from nebula.errors import NebulaError
 from nebula.ops import Caller, Registry
 from nebula.schema import invalid, unstructure
+
+
+def _check_pattern(instance: Any, attribute: Any, pattern: str) -> None:
+    try:
+        parse_pattern(pattern)
+    except NebulaError as exc:
+        raise invalid("$.pattern", exc.message) from None
 
 
 @attrs.frozen
 class EventsQuery:
     """Which topics to stream: ``*`` is one segment, a final ``**`` the rest."""
 
-    pattern: str = "**"
+    pattern: str = attrs.field(default="**", validator=_check_pattern)
 
 
 @attrs.frozen
@@ -39,11 +47,7 @@ class EventsService:
     async def subscribe(
         self, caller: Caller, params: EventsQuery, emit: Callable[[Any], None]
     ) -> None:
-        try:
-            subscription = self.bus.subscribe(params.pattern)
-        except ValueError as exc:
-            raise invalid("$.pattern", str(exc)) from None
-        with subscription:
+        with self.bus.subscribe(params.pattern) as subscription:
             async for event in subscription:
                 item = EventItem(event.topic, dict(event.payload), event.ts)
                 emit(unstructure(item))

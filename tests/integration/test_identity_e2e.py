@@ -263,6 +263,25 @@ async def listening(daemon: Daemon, token: str) -> AsyncIterator[WebSocketConnec
         yield ws
 
 
+@pytest.mark.anyio
+async def test_events_subscribe_refuses_a_bad_pattern_and_streams_matches(
+    daemon: Daemon, admin: str
+) -> None:
+    """A bad pattern is -32602 naming $.pattern, on the subscribe call itself;
+    a good one streams the heartbeats of the real daemon."""
+    with trio.fail_after(TEST_TIMEOUT_S):
+        headers = bearer(admin)
+        async with open_websocket_url(daemon.ws_url, extra_headers=headers) as ws:
+            bad = await call(ws, "events.subscribe", {"pattern": "system..beat"})
+            assert bad["error"]["code"] == -32602
+            assert bad["error"]["data"]["details"]["errors"][0]["path"] == "$.pattern"
+
+            reply = await call(ws, "events.subscribe", {"pattern": "system.*"}, 2)
+            event = json.loads(await ws.get_message())
+            assert event["params"]["subscription"] == reply["result"]["subscription"]
+            assert event["params"]["result"]["topic"] == "system.heartbeat"
+
+
 async def next_non_event(ws: WebSocketConnection) -> dict[str, Any]:
     while True:
         message = json.loads(await ws.get_message())

@@ -114,7 +114,8 @@ class Env:
                 raise Unauthenticated("test: token refused")
         op = self.dispatcher.registry.get(name)
         assert op is not None, name
-        caller = Caller(principal=principal, face="rest", client_addr=client_addr)  # type: ignore[arg-type]
+        assert principal is None or isinstance(principal, Principal)
+        caller = Caller(principal=principal, face="rest", client_addr=client_addr)
         return await self.dispatcher.invoke(op, caller, params)
 
     async def login(self, username: str, password: str = PASSWORD, **kw: Any) -> str:
@@ -463,7 +464,9 @@ async def test_role_change_reaches_every_holder_at_once(env: Env, admin: str) ->
     )
     await env.make_user(admin, "alice", ["auditor"])
     session = await env.login("alice")
-    assert (await env.service.authenticate_token(session)).can("audit.read")  # type: ignore[union-attr]
+    principal = await env.service.authenticate_token(session)
+    assert principal is not None
+    assert principal.can("audit.read")
     await env.call(
         "roles.update", admin, {"name": "auditor", "permissions": ["system.read"]}
     )
