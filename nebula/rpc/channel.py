@@ -350,7 +350,7 @@ class _Connection:
             exchange.close_after = Close(CLOSE_POLICY_VIOLATION, "credentials revoked")
             raise Unauthenticated("The credentials of this connection were revoked.")
         self._principal = principal
-        await self._end_forbidden_streams(principal)
+        self._end_forbidden_streams(principal)
         return principal
 
     async def _guard_credentials(self) -> None:
@@ -372,29 +372,23 @@ class _Connection:
                 await self.close(CLOSE_POLICY_VIOLATION, "credentials revoked")
                 return
             self._principal = principal
-            await self._end_forbidden_streams(principal)
+            self._end_forbidden_streams(principal)
 
-    async def _end_forbidden_streams(self, principal: ops.Principal) -> None:
-        """End, with a notice, the streams whose permission ``principal`` has
-        lost: a role change narrows a live credential, and a stream was only
-        authorized when it began."""
+    def _end_forbidden_streams(self, principal: ops.Principal) -> None:
+        """End the streams whose permission ``principal`` has lost: a role
+        change narrows a live credential, and a stream was only authorized
+        when it began. Each stream's task tells the client why."""
         for subscription in list(self._subscriptions.values()):
             op = self._dispatcher.registry.get(subscription.operation)
             if op is None or principal.can(op.permission):
                 continue
             del self._subscriptions[subscription.id]
-            subscription.end()
-            lost = Forbidden(
-                f"This stream needs the {op.permission!r} permission, "
-                "which this connection no longer holds.",
-                details={"permission": op.permission},
-            )
-            ended = {
-                "subscription": subscription.id,
-                "error": engine.error_object(lost),
-            }
-            await self._outbox.put(
-                engine.notification(methods.SUBSCRIPTION_ENDED, ended)
+            subscription.end(
+                Forbidden(
+                    f"This stream needs the {op.permission!r} permission, "
+                    "which this connection no longer holds.",
+                    details={"permission": op.permission},
+                )
             )
 
     # -- calls ----------------------------------------------------------------
@@ -548,7 +542,9 @@ class _Connection:
 
         subscription.active = False
         self._subscriptions.pop(subscription.id, None)
-        if subscription.cancel_scope.cancelled_caught:
+        if subscription.ended_by is not None:
+            error = engine.error_object(subscription.ended_by)
+        elif subscription.cancel_scope.cancelled_caught:
             return  # unsubscribed or revoked: the client asked, or is gone
         ended: dict[str, Any] = {"subscription": subscription.id}
         if error is not None:

@@ -99,6 +99,9 @@ class Subscription:
     #: Items dropped since the last ``rpc.overflow`` notice.
     untold: int = 0
     cancel_scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    #: Why the server ended the stream, told to the client; None when the
+    #: client asked (unsubscribe) or is gone.
+    ended_by: BaseException | None = None
 
     def emit(self, item: Any) -> None:
         """Hand one item to the client; never blocks, drops when full.
@@ -124,7 +127,9 @@ class Subscription:
             self.untold += 1
             self.outbox.note_drop(self)
 
-    def end(self) -> None:
-        """Stop the stream's task; later items are ignored."""
+    def end(self, because: BaseException | None = None) -> None:
+        """Stop the stream's task; later items are ignored. With ``because``,
+        the client is told why in ``rpc.subscription_ended``."""
         self.active = False
+        self.ended_by = because
         self.cancel_scope.cancel()
