@@ -23,21 +23,10 @@ from nebula import logs
 from nebula.config import Config, ConfigError, live_changes, load_config
 from nebula.errors import NebulaError
 from nebula.main import ApiServer, App, build_app
-from nebula.nursery import Notifier, ServiceSpec, Supervisor, SupervisorGaveUp
-from nebula.runtime import (
-    Runtime,
-    component_statistics,
-    open_runtime,
-    service_reports,
-)
+from nebula.nursery import Notifier, ServiceSpec, SupervisorGaveUp
+from nebula.runtime import Runtime, open_runtime
 
 log = logging.getLogger("nebula.daemon")
-
-#: Restart intensity of the root supervisor: more restarts than this within
-#: the window means something is broken beyond retrying, and systemd (or the
-#: operator) should see the daemon exit.
-MAX_RESTARTS = 5
-RESTART_WINDOW_S = 60.0
 
 
 def run(config: Config, config_path: str | None) -> int:
@@ -82,13 +71,7 @@ async def _serve(config: Config, config_path: str | None, notifier: Notifier) ->
                 shutdown_timeout_s=config.server.graceful_timeout_s + 1.0,
             ),
         ]
-        supervisor = Supervisor(
-            specs, max_restarts=MAX_RESTARTS, within_s=RESTART_WINDOW_S
-        )
-        runtime.system.services = lambda: service_reports(supervisor.status())
-        runtime.system.components = component_statistics(
-            runtime, rpc=app.connections.statistics
-        )
+        supervisor = runtime.supervise(specs, rpc=app.connections.statistics)
         with trio.open_signal_receiver(
             signal.SIGTERM, signal.SIGINT, signal.SIGHUP
         ) as signals:

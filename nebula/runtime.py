@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import attrs
 from nebula.bus import EventBus
 from nebula.config import Config
 from nebula.db import Database, database_path
-from nebula.nursery import Heartbeat, Notifier, ServiceSpec
+from nebula.nursery import Heartbeat, Notifier, ServiceSpec, ServiceStatus, Supervisor
 from nebula.ops import Dispatcher, Registry
 from nebula.services.audit import AuditLog
 from nebula.services.events import EventsService
@@ -28,6 +28,12 @@ from nebula.services.identity import IdentityService
 from nebula.services.system import ServiceReport, SystemService
 
 log = logging.getLogger("nebula.daemon")
+
+#: Restart intensity of the root supervisor: more restarts than this within
+#: the window means something is broken beyond retrying, and systemd (or the
+#: operator) should see the daemon exit.
+MAX_RESTARTS = 5
+RESTART_WINDOW_S = 60.0
 
 
 @attrs.define
@@ -44,6 +50,25 @@ class Runtime:
     system: SystemService
     registry: Registry
     dispatcher: Dispatcher
+
+    def supervise(
+        self, specs: list[ServiceSpec], **readers: Callable[[], Any]
+    ) -> Supervisor:
+        """The root supervisor of ``specs``, reported by ``system.status``
+        with every component's ``statistics()`` and the extra ``readers``."""
+        supervisor = Supervisor(
+            specs, max_restarts=MAX_RESTARTS, within_s=RESTART_WINDOW_S
+        )
+        self.system.services = lambda: _service_reports(supervisor.status())
+        self.system.components = {
+            "bus": self.bus.statistics,
+            "db": self.db.statistics,
+            "audit": self.audit.statistics,
+            "identity": self.identity.statistics,
+            "heartbeat": self.heartbeat.statistics,
+            **readers,
+        }
+        return supervisor
 
     def service_specs(self) -> list[ServiceSpec]:
         """The supervised services, before the API that depends on them."""
@@ -119,19 +144,7 @@ def build_runtime(config: Config, notifier: Notifier, db: Database) -> Runtime:
     return runtime
 
 
-def component_statistics(runtime: Runtime, **extra: Any) -> dict[str, Any]:
-    """Named ``statistics()`` readers for the status report."""
-    return {
-        "bus": runtime.bus.statistics,
-        "db": runtime.db.statistics,
-        "audit": runtime.audit.statistics,
-        "identity": runtime.identity.statistics,
-        "heartbeat": runtime.heartbeat.statistics,
-        **extra,
-    }
-
-
-def service_reports(statuses: list[Any]) -> list[ServiceReport]:
+def _service_reports(statuses: list[ServiceStatus]) -> list[ServiceReport]:
     return [
         ServiceReport(
             name=s.name,

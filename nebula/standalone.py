@@ -18,8 +18,8 @@ import trio
 
 from nebula import logs
 from nebula.config import load_config
-from nebula.nursery import Notifier, Supervisor
-from nebula.runtime import component_statistics, open_runtime, service_reports
+from nebula.nursery import Notifier
+from nebula.runtime import open_runtime
 
 log = logging.getLogger("nebula.daemon")
 
@@ -49,12 +49,8 @@ class StandaloneApp:
         logs.configure_logging(config.log.level, config.log.format)
         async with open_runtime(config, Notifier.from_environ({})) as runtime:
             built = build_app(runtime)
-            supervisor = Supervisor(
-                runtime.service_specs(), max_restarts=5, within_s=60
-            )
-            runtime.system.services = lambda: service_reports(supervisor.status())
-            runtime.system.components = component_statistics(
-                runtime, rpc=built.connections.statistics
+            supervisor = runtime.supervise(
+                runtime.service_specs(), rpc=built.connections.statistics
             )
             async with trio.open_nursery() as nursery:
                 await nursery.start(supervisor.serve)
@@ -65,11 +61,14 @@ class StandaloneApp:
                 await send({"type": "lifespan.startup.complete"})
                 await receive()  # lifespan.shutdown
                 runtime.system.stopping = True
-                await built.connections.close_all(
-                    code=1001, reason="server shutting down"
-                )
-                await inner.shutdown()
-                await supervisor.stop()
+                # The same bound as the daemon's stop; past it, the cancel
+                # below ends whatever is left.
+                with trio.move_on_after(config.shutdown_timeout_s):
+                    await built.connections.close_all(
+                        code=1001, reason="server shutting down"
+                    )
+                    await inner.shutdown()
+                    await supervisor.stop()
                 nursery.cancel_scope.cancel(reason="lifespan shutdown")
         await send({"type": "lifespan.shutdown.complete"})
 

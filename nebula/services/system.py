@@ -40,7 +40,8 @@ class ServiceReport:
     state: str
     restarts: int
     last_error: str | None
-    since: float
+    #: When the service entered its state (trio clock); None before it started.
+    since: float | None
 
 
 @attrs.frozen
@@ -61,7 +62,7 @@ class Status:
 class SystemService:
     environment: str
     services: Callable[[], list[ServiceReport]] = list
-    components: Mapping[str, Callable[[], dict[str, Any]]] = attrs.Factory(dict)
+    components: Mapping[str, Callable[[], Any]] = attrs.Factory(dict)
     started_at: float = attrs.Factory(time.monotonic)
     ready: bool = False
     stopping: bool = False
