@@ -38,6 +38,22 @@ class Daemon:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=15.0)
 
+    def bootstrap_admin(self, username: str, password: str) -> str:
+        """Create the first admin with the installer token; their session."""
+        with self.client() as client:
+            created = client.post(
+                "/auth/bootstrap",
+                headers={"X-Nebula-Token": INSTALLER_TOKEN},
+                json={"username": username, "password": password},
+            )
+            assert created.status_code == 201, created.text
+            login = client.post(
+                "/auth/login", json={"username": username, "password": password}
+            )
+        assert login.status_code == 200, login.text
+        token: str = login.json()["token"]
+        return token
+
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 

@@ -12,28 +12,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.daemon_proc import INSTALLER_TOKEN, Daemon, start_daemon
+from tests.integration.daemon_proc import Daemon, start_daemon
 
 PASSWORD = "a long enough secret"
 #: Acknowledged creations to wait for before the kill, so it lands mid-burst.
 ACKED_BEFORE_KILL = 150
 WRITERS = 4
-
-
-def bootstrap_and_login(daemon: Daemon) -> str:
-    with daemon.client() as client:
-        created = client.post(
-            "/auth/bootstrap",
-            headers={"X-Nebula-Token": INSTALLER_TOKEN},
-            json={"username": "root", "password": PASSWORD},
-        )
-        assert created.status_code == 201, created.text
-        login = client.post(
-            "/auth/login", json={"username": "root", "password": PASSWORD}
-        )
-        assert login.status_code == 200, login.text
-        token: str = login.json()["token"]
-        return token
 
 
 def burst_until_killed(daemon: Daemon, token: str) -> list[str]:
@@ -93,7 +77,7 @@ def stored_usernames(db_path: Path) -> tuple[set[str], list[tuple[str, ...]]]:
 def test_sigkill_mid_burst_loses_no_acknowledged_write(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     daemon = start_daemon(data_dir)
-    token = bootstrap_and_login(daemon)
+    token = daemon.bootstrap_admin("root", PASSWORD)
 
     acked = burst_until_killed(daemon, token)
 

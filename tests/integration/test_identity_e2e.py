@@ -67,11 +67,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
 def admin(daemon: Daemon) -> str:
     """A session of the first admin, bootstrapped with the installer token;
     the custom role WATCHER exists."""
-    with daemon.client(INSTALLER_TOKEN) as client:
-        created = client.post("/auth/bootstrap", json=_credentials("root"))
-        assert created.status_code == 201, created.text
-    with daemon.client() as client:
-        token = client.post("/auth/login", json=_credentials("root")).json()["token"]
+    token = daemon.bootstrap_admin("root", PASSWORD)
     with daemon.client(token) as client:
         role = {"name": WATCHER, "permissions": ["system.read"]}
         assert client.post("/roles", json=role).status_code == 201
